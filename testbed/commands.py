@@ -1,0 +1,15 @@
+"""Attaches each command group to the `qkdbed` CLI. One import per capability; each module stays thin."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(cli: click.Group, group_cls: type[click.Group]) -> None:
+    from .cli_run import run_cmd
+    from .cli_topo import topo
+    from .plan.cli import plan
+
+    cli.add_command(run_cmd)
+    cli.add_command(topo)
+    cli.add_command(plan)
