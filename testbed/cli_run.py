@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .errors import NotYetError
+from .runner import run_path
 
 
 @click.command("run")
 @click.argument("recipe")
 @click.option("--seed", type=int, default=None, help="Override the recipe's seed.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field (dotted path).")
-@click.option("-o", "--output", "output", default=None, help="Results directory (default results/<recipe>/<UTC time>/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field by dotted path, e.g. --set traffic.flows.0.rate_bps=1e5 (repeatable).")
+@click.option("-o", "--output", "output", default=None,
+              help="Results folder (default results/<recipe>/<UTC time>/).")
 def run_cmd(recipe: str, seed: int | None, overrides: tuple[str, ...], output: str | None) -> None:
-    """Run an experiment recipe and write results and figures."""
-    raise NotYetError("qkdbed run", issue=3)
+    """Run an experiment RECIPE (or a suite of recipes) and write results and figures."""
+    run_path(recipe, overrides, seed, output, echo=click.echo)
