@@ -61,23 +61,40 @@ class EventLog:
     duration_s: float = 0.0
     rows: dict[str, list] = field(default_factory=lambda: {k: [] for k in SCHEMA})
     tables: dict[str, np.ndarray] = field(default_factory=dict)
+    _chunks: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def compact(self, min_rows: int = 100_000) -> None:
+        """Move appended rows into numpy chunks (about 40 bytes a row instead of ~150 as tuples).
+
+        The simulator calls this now and then so that a long run's memory stays bounded by its numpy size."""
+        for name, cols in SCHEMA.items():
+            rows = self.rows[name]
+            if len(rows) >= min_rows:
+                self._chunks.setdefault(name, []).append(np.array(rows, dtype=np.dtype(cols)))
+                self.rows[name] = []
 
     def finish(self) -> "EventLog":
         """Convert appended rows into structured numpy arrays (idempotent)."""
         for name, cols in SCHEMA.items():
-            rows = self.rows.get(name)
-            if name in self.tables and not rows:
-                continue
             dtype = np.dtype(cols)
-            arr = np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype=dtype)
+            parts = []
             if name in self.tables and len(self.tables[name]):
-                arr = np.concatenate([self.tables[name], arr])
-            self.tables[name] = arr
-            self.rows[name] = []
+                parts.append(self.tables[name])
+            parts.extend(self._chunks.pop(name, []))
+            rows = self.rows.get(name)
+            if rows:
+                parts.append(np.array(rows, dtype=dtype))
+                self.rows[name] = []
+            if len(parts) == 1:
+                self.tables[name] = parts[0]
+            elif parts:
+                self.tables[name] = np.concatenate(parts)
+            elif name not in self.tables:
+                self.tables[name] = np.zeros(0, dtype=dtype)
         return self
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if self.rows.get(name):
+        if self.rows.get(name) or self._chunks.get(name):
             self.finish()
         return self.tables[name]
 

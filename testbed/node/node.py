@@ -37,6 +37,7 @@ FRAME_OVERHEAD_BYTES = 12 + 32  # header + authentication tag, for serialisation
 
 TIMER_PORT = 0  # timer key (TIMER_PORT, peer): wake an egress port
 TIMER_TICK = 1  # timer key (TIMER_TICK, None): the scheme's periodic tick
+TIMER_SCHEME = 2  # timer keys (k, ...) with k >= TIMER_SCHEME belong to the scheme (`Scheme.on_timer`)
 
 
 @dataclass
@@ -189,10 +190,11 @@ class Node:
             self.scheme.on_tick(self, now)
             self.out.append((A.TIMER, now + self.scheme.tick_s, (TIMER_TICK, None)))
         else:
-            self.scheme_timer(now, key)
+            self.scheme.on_timer(self, now, key)
 
-    def scheme_timer(self, now: float, key: tuple) -> None:
-        self.scheme.on_timer(self, now, key)
+    def set_timer(self, when: float, key: tuple) -> None:
+        """Arm a scheme timer; `key[0]` must be >= TIMER_SCHEME. The scheme ignores stale firings itself."""
+        self.out.append((A.TIMER, when, key))
 
     def frame_received(self, now: float, peer: str | None, frame: tuple) -> None:
         """A frame arrived from neighbour `peer` (None: an end-to-end control frame addressed to this node)."""

@@ -88,6 +88,9 @@ class Scheme:
     def on_deliver(self, node: "Node", frame: tuple, now: float) -> None:
         """A DATA frame reached its destination (before the ACK is sent)."""
 
+    def on_timer(self, node: "Node", now: float, key: tuple) -> None:
+        """A timer the scheme armed with `node.set_timer(when, key)` fired (key[0] >= TIMER_SCHEME)."""
+
     def on_flow_end(self, node: "Node", flow: "SourceFlow", now: float) -> None:
         """The source has sent the last message of a finite flow and it was acknowledged."""
 

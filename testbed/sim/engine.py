@@ -116,6 +116,7 @@ class Simulator:
                 if nb.out:
                     drain(nb, now)
             elif kind == EV_SAMPLE:
+                self.log.compact()
                 for node in nodes.values():
                     node.sample(now)
                     drain(node, now)
