@@ -12,10 +12,11 @@ def plan() -> None:
 
 def _attach() -> None:
     from .pmedian_cli import key_servers
-    from .fl_cli import fl
+    from .fl_cli import fl, fl_figures
 
     plan.add_command(key_servers)
     plan.add_command(fl)
+    plan.add_command(fl_figures)
 
 
 _attach()
