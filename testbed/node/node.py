@@ -70,7 +70,7 @@ class Port:
     """An egress port toward one neighbour, with its key pools and per-flow queues."""
 
     __slots__ = ("peer", "keys", "rx_keys", "supplied", "consumed", "rx_consumed", "rate_bps", "bandwidth_bps",
-                 "overhead_s", "busy_until", "timer_at", "queues", "ring", "weights", "credit", "turn", "queued", "paused",
+                 "overhead_s", "busy_until", "last_send", "timer_at", "queues", "ring", "weights", "credit", "turn", "queued", "paused",
                  "upstream", "sources", "state", "sent", "supply_events")
 
     def __init__(self, peer: str, bandwidth_bps: float):
@@ -84,6 +84,7 @@ class Port:
         self.bandwidth_bps = bandwidth_bps
         self.overhead_s = (UNIT_BITS + 8 * FRAME_OVERHEAD_BYTES) / bandwidth_bps  # serialisation of one frame
         self.busy_until = 0.0
+        self.last_send = -INF
         self.timer_at = INF
         self.queues: dict[int, deque] = {}
         self.ring: deque[int] = deque()  # flows with queued messages, in round-robin order
@@ -385,8 +386,8 @@ class Node:
                 p.keys -= 1
                 p.consumed += 1
                 p.sent += 1
-                interval = p.send_interval_s()
-                p.busy_until = now + interval
+                p.last_send = now
+                p.busy_until = now + p.send_interval_s()
                 self.out.append((A.SEND, p.peer, frame, p.overhead_s, key_index))
                 if self._qpol:
                     self.scheme.on_dequeue(self, p, fid, now)
@@ -401,6 +402,21 @@ class Node:
         # Nothing sendable now: no keys (a supply will call us), all paused (a RESUME will), or empty queues.
         if nxt < INF:
             self.wake(p, nxt)
+
+    def set_rate(self, p: Port, rate_bps: float | None, now: float) -> None:
+        """Change a port's key-supply rate (a scheme's rate control). The next send is due one interval of the
+        *new* rate after the last send, so a rate change takes effect at once in both directions."""
+        if rate_bps == p.rate_bps:
+            return
+        p.rate_bps = rate_bps
+        p.busy_until = p.last_send + p.send_interval_s()
+        if p.queued or p.sources:
+            if now >= p.busy_until:
+                self._try_send(p, now)
+            elif p.busy_until < INF:
+                if p.timer_at > p.busy_until:
+                    p.timer_at = INF  # the armed wake-up is now too late
+                self.wake(p, p.busy_until)
 
     def kick(self, p: Port, now: float) -> None:
         """Re-evaluate a port after a scheme changed its state (rate, pause set, tokens)."""

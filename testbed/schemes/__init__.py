@@ -1,14 +1,8 @@
 """Key-management schemes, each registered by name (see `base.py` for the hooks).
 
-Every module of this package is imported here, and each registers its schemes with `register(...)`: adding a
-scheme is adding a file.
+Every module of this package registers its schemes with `register(...)` when imported; `base.create`, `names` and
+`info` import them all on first use (not at package import, so the node can import `base` without a cycle):
+adding a scheme is adding a file.
 """
 
-import importlib
-import pkgutil
-
 from .base import Scheme, create, info, names, register  # noqa: F401
-
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name != "base" and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")

@@ -127,6 +127,20 @@ def info(name: str) -> dict[str, str]:
     return _INFO.get(name, {"display_name": name, "colour": "grey", "marker": "o"})
 
 
+_LOADED = False
+
+
 def _ensure_loaded() -> None:
-    # Importing the package registers every scheme module it lists.
-    from .. import schemes  # noqa: F401
+    """Import every module of the schemes package once; each registers its schemes."""
+    global _LOADED
+    if _LOADED:
+        return
+    import importlib
+    import pkgutil
+
+    from .. import schemes
+
+    for m in pkgutil.iter_modules(schemes.__path__):
+        if m.name != "base" and not m.name.startswith("_"):
+            importlib.import_module(f"{schemes.__name__}.{m.name}")
+    _LOADED = True
