@@ -128,6 +128,7 @@ def recipe_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Rec
     if data is None:
         data = {}
     r = Reader(data, where)
+    r.raw("sweep", None)  # a sweep section is read by sweep.py; each job is an ordinary recipe
     name = r.str("name", Path(where).stem)
     description = r.str("description", "")
     topo_ref = r.raw("topology")

@@ -61,10 +61,27 @@ def is_suite(path: Path) -> bool:
     return isinstance(data, dict) and "suite" in data
 
 
-def run_path(path: str, overrides: tuple[str, ...] = (), seed: int | None = None, output: str | None = None,
-             echo=print) -> Path:
-    """What `qkdbed run` does for a recipe or a suite file; returns the results folder."""
+def run_path(path: str | None, overrides: tuple[str, ...] = (), seed: int | None = None, output: str | None = None,
+             echo=print, jobs: int | None = None, resume: str | None = None) -> Path:
+    """What `qkdbed run` does for a recipe, a sweep or a suite file; returns the results folder."""
+    from .sweep import is_sweep, run_sweep
+
+    if resume:
+        root = Path(resume)
+        if not (root / "sweep.json").is_file():
+            raise QkdbedError(f"--resume {resume}: no sweep.json there (expected the folder of an earlier sweep)")
+        return run_sweep("", root, jobs, echo=echo, resume=True)
+    if path is None:
+        raise QkdbedError("qkdbed run: expected a RECIPE (or --resume DIR)")
     p = Path(path)
+    if not p.is_file() and (Path(__file__).resolve().parent.parent / "experiments" / path).is_file():
+        p = Path(__file__).resolve().parent.parent / "experiments" / path
+    if p.is_file() and is_sweep(p):
+        name = (yaml.safe_load(p.read_text()) or {}).get("name", p.stem)
+        root = Path(output) if output else default_run_dir(name)
+        if seed is not None:
+            overrides = tuple(overrides) + (f"seed={seed}",)
+        return run_sweep(str(p), root, jobs, overrides, echo=echo)
     if p.is_file() and is_suite(p):
         data = yaml.safe_load(p.read_text())
         items = data.get("suite")
