@@ -125,6 +125,11 @@ class AutoRate:
             raise QkdbedError(f"AUTO: infeasible must be relax, storage, fallback or hold, got {p['infeasible']!r}")
         self.solve = auto_lp.solve_pulp if p["solver"] == "pulp" else auto_lp.solve_closed_form
         self.fast = p["solver"] == "closed-form"
+        # parameters as attributes: `decide` runs millions of times
+        self.T, self.C, self.eps, self.W = p["T_s"], p["C_s"], p["eps_s"], p["W"]
+        self.policy = p["infeasible"]
+        self.idle_long_term = p["idle_rate"] == "long-term"
+        self.cap_bps = p.get("max_rate_bps")
 
     def on_supply(self, node, port, now: float, units: int) -> None:
         st: PortAuto = port.state.auto
@@ -164,43 +169,50 @@ class AutoRate:
         return (st.sum_amt - st.ev_amt[0]) / span if span > 0 else 0.0
 
     def decide(self, node, port, now: float, tick: bool = True) -> None:
-        p = self.p
+        """One AUTO decision for `port` (Alg. 1 lines 8-11). The simulator's hottest function: plain floats."""
         st: PortAuto = port.state.auto
-        T, C = p["T_s"], p["C_s"]
-        a = self.arrival_rate(st, tick)
+        T = self.T
+        af = st.a_flow
+        a = sum(af.values()) if af else self.measured_a(st, tick)
         k = len(st.ev_t)
-        Q = port.queued
-        lam = st.lam
         if k == 0:
             st.cap = 0.0
             st.last = None
             self._set(node, port, 0.0, now)
             return
+        Q = port.queued
+        lam = st.lam
         t_bar = st.t_bar if k >= 2 else max(now - st.ev_t[0], T)
         L = port.keys
         mean_amt = st.mean_amt
-        doe = (L - st.ev_amt[-1]) / mean_amt if mean_amt > 0 else math.inf  # Definition 1
-        c4 = doe * mean_amt / (p["W"] * t_bar) + lam if math.isfinite(doe) else math.inf  # C4, elastic window
-        t_next = st.ev_t[-1] + t_bar
-        c5 = L / (t_next - now) if t_next - now > T else L / T  # C5: no exhaustion before the next event
+        # Definition 1, then C4 (elastic window) and C5 (no exhaustion before the next event)
+        if mean_amt > 0:
+            doe = (L - st.ev_amt[-1]) / mean_amt
+            c4 = doe * mean_amt / (self.W * t_bar) + lam
+        else:
+            c4 = math.inf
+        dt_next = st.ev_t[-1] + t_bar - now
+        c5 = L / dt_next if dt_next > T else L / T
         # The capacity probes carry (Sec. V-A): the most this port may supply under its storage bounds. Advertising
         # the decided rate instead would make a = s a fixed point at any level and starve the flows.
         cap = c4 if c4 < c5 else c5
         st.cap = cap if cap > 0.0 else 0.0
         if a <= 0:
             st.last = None  # no arrivals: no LP; an idle port offers the long-term rate
-            self._set(node, port, lam if p["idle_rate"] == "long-term" else 0.0, now)
+            self._set(node, port, lam if self.idle_long_term else 0.0, now)
             return
         # running averages weighted by |t| (the paper's S̄(t+T) formula), with the current observations
         w = k
-        st.Q_bar = (st.Q_bar * w + Q) / (w + 1)
-        st.a_bar = (st.a_bar * w + a) / (w + 1)
+        w1 = w + 1
+        st.Q_bar = (st.Q_bar * w + Q) / w1
+        st.a_bar = (st.a_bar * w + a) / w1
+        A = a * T
         if self.fast:
-            S, lo, hi, feasible = auto_lp.closed_form_fast(T, C, p["eps_s"], k, Q, a * T, a, st.Q_bar, st.a_bar,
+            S, lo, hi, feasible = auto_lp.closed_form_fast(T, self.C, self.eps, k, Q, A, a, st.Q_bar, st.a_bar,
                                                            st.S_bar, st.D_bar, c4, c5)
             st.last = (lo, hi, feasible)
         else:
-            x = auto_lp.LPInput(T_s=T, C_s=C, eps_s=p["eps_s"], k=k, Q=Q, A=a * T, a=a, Q_bar=st.Q_bar,
+            x = auto_lp.LPInput(T_s=T, C_s=self.C, eps_s=self.eps, k=k, Q=Q, A=A, a=a, Q_bar=st.Q_bar,
                                 a_bar=st.a_bar, S_bar=st.S_bar, D_bar_s=st.D_bar, c4_max_rate=c4, c5_max_rate=c5)
             res = self.solve(x)
             S, feasible = res.S, res.feasible
@@ -208,36 +220,38 @@ class AutoRate:
         st.decisions += 1
         if not feasible:
             st.infeasible += 1
-            pol = p["infeasible"]
+            pol = self.policy
             if pol == "relax":
                 # Lexicographic relaxation: keep the physical bounds (storage C4, C5; queue C6; S >= 0) and drop
                 # the long-term averaging constraints C1/C3 first, then C2; project the delay target onto what is
                 # left. The key storage is never put at risk to honour a history average.
-                A = a * T
-                hard_hi = max(0.0, min(c4 * T, c5 * T, Q + A))
-                S_D = Q + A - a * ((k + 1) * C - k * st.D_bar)
+                hard_hi = min(c4 * T, c5 * T, Q + A)
+                if hard_hi < 0.0:
+                    hard_hi = 0.0
+                S_D = Q + A - a * (w1 * self.C - k * st.D_bar)
                 lo2 = A if A <= hard_hi else 0.0
                 S = min(max(S_D, lo2), hard_hi)
                 st.last = (lo2, hard_hi, False)
             elif pol == "storage":
-                S = max(0.0, min(c4 * T, c5 * T, Q + a * T))
+                S = max(0.0, min(c4 * T, c5 * T, Q + A))
             elif pol == "fallback":
-                S = p["fallback_rate_bps"] / UNIT_BITS * T
+                S = self.p["fallback_rate_bps"] / UNIT_BITS * T
             else:
                 S = (port.rate_bps or 0.0) / UNIT_BITS * T
-        q_next = Q - S + a * T
+        q_next = Q - S + A
         if q_next < 0.0:
             q_next = 0.0
-        st.S_bar = (st.S_bar * w + S) / (w + 1)
-        st.D_bar = (st.D_bar * w + q_next / a) / (w + 1)
+        st.S_bar = (st.S_bar * w + S) / w1
+        st.D_bar = (st.D_bar * w + q_next / a) / w1
         self._set(node, port, S / T, now)
 
     def _set(self, node, port, rate_msgs: float, now: float) -> None:
-        rate_bps = max(0.0, rate_msgs * UNIT_BITS)
-        cap = self.p.get("max_rate_bps")
+        rate_bps = rate_msgs * UNIT_BITS if rate_msgs > 0.0 else 0.0
+        cap = self.cap_bps
         if cap is not None and rate_bps > cap:
             rate_bps = float(cap)
-        node.set_rate(port, rate_bps, now)
+        if rate_bps != port.rate_bps:
+            node.set_rate(port, rate_bps, now)
 
 
 class AutoRateOriginal:
@@ -379,10 +393,10 @@ class Auto(Scheme):
         self.rate.on_supply(node, port, now, units)
 
     def on_tick(self, node, now) -> None:
+        decide = self.rate.decide
         for port in node.ports.values():
-            st = port.state.auto
-            if port.queues or st.a_flow or port.sources:
-                self.rate.decide(node, port, now)
+            if port.queues or port.sources or port.state.auto.a_flow:
+                decide(node, port, now)
 
     def on_enqueue(self, node, port, frame, upstream, now) -> bool:
         st = port.state.auto
