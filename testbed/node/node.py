@@ -124,6 +124,7 @@ class Node:
         self.ports: dict[str, Port] = {n: Port(n, bw) for n, bw in neighbours.items()}
         self.flows: dict[int, SourceFlow] = {}
         self.flow_weights: dict[int, float] = {}
+        self._in_pump = False
         self.out: list[tuple] = []
         self.delivered: dict[int, int] = {}
         self.state: Any = None
@@ -220,6 +221,8 @@ class Node:
             sf.acked += 1
             self.out.append((A.ACKED, frame))
             self.scheme.on_ack(self, sf, frame, now)
+            if sf.finite and sf.acked == len(sf.offer_t):
+                self.scheme.on_flow_end(self, sf, now)
             p = self.ports[sf.port]
             if sf.backlog or (sf.visible < len(sf.offer_t)):
                 self._try_send(p, now)
@@ -290,10 +293,13 @@ class Node:
                 if k:
                     src, dst, fid = sf.src, sf.dst, sf.fid
                     seq = sf.released
-                    for i in range(seq, seq + k):
-                        if not self._enqueue_source(p, (DATA, fid, i, src, dst, ot[i], 0.0), now):
-                            pass  # dropped at the source queue (counted by the DROP action)
-                    sf.released += k
+                    self._in_pump = True  # a scheme hook that kicks the port must not re-enter this loop
+                    try:
+                        for i in range(seq, seq + k):
+                            sf.released = i + 1
+                            self._enqueue_source(p, (DATA, fid, i, src, dst, ot[i], 0.0), now)  # may drop
+                    finally:
+                        self._in_pump = False
                 if sf.released < sf.visible and t_next < nxt:
                     nxt = t_next
             if sf.visible < n and sf.released == sf.visible:
@@ -368,6 +374,8 @@ class Node:
 
     def _try_send(self, p: Port, now: float) -> None:
         """Send at most one message on port `p` now, and arrange to be called again when the next may go."""
+        if self._in_pump:
+            return  # re-entered from a scheme hook while releasing: the outer call goes on to send
         nxt = self._pump_sources(p, now) if p.sources else INF
         if now < p.busy_until:
             if p.queued:
