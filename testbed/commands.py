@@ -6,10 +6,16 @@ import click
 
 
 def register(cli: click.Group, group_cls: type[click.Group]) -> None:
+    from .cli_report import plot, report
     from .cli_run import run_cmd
     from .cli_topo import topo
     from .plan.cli import plan
+    from .emu.cli import COMMANDS as EMU_COMMANDS
 
     cli.add_command(run_cmd)
+    cli.add_command(plot)
+    cli.add_command(report)
     cli.add_command(topo)
     cli.add_command(plan)
+    for cmd in EMU_COMMANDS:  # up, status, logs, exec, down, agent, inject, image
+        cli.add_command(cmd)

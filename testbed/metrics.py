@@ -181,7 +181,13 @@ def summarize(log: EventLog) -> dict[str, Any]:
     groups: dict[str, list[int]] = {}
     for f in log.flows:
         groups.setdefault(f.group or "all", []).append(f.fid)
-    fairness = {"all": jain_common(log)}
+    # Jain over each flow's mean throughput across its own active period: what a user experiences over its whole
+    # flow, so an early entrant's head start shows (seed 000 Fig. 12); and over the common interval.
+    means = {f["flow"]: f["throughput_bps"] for f in flows}
+    fairness = {"all": jain_common(log), "flow_means": {"jain": jain([means[f.fid] for f in log.flows])}}
+    for g, fids in groups.items():
+        if len(fids) > 1:
+            fairness[f"group:{g}"] = {"jain": jain([means[i] for i in fids])}
     totals = {
         "offered": int(sum(f["offered"] for f in flows)), "delivered": int(sum(f["delivered"] for f in flows)),
         "dropped": int(sum(f["dropped"] for f in flows)),

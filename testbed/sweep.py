@@ -71,7 +71,12 @@ def plan_jobs(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
 
 
 def _short(v: Any) -> str:
-    return str(v) if not isinstance(v, (dict, list)) else json.dumps(v, separators=(",", ":"))
+    """A readable label for a grid value: scalars as they are, mappings and lists by their leaf values."""
+    if isinstance(v, dict):
+        return "-".join(_short(x) for x in v.values() if x not in ({}, [], None))
+    if isinstance(v, list):
+        return "+".join(_short(x) for x in v)
+    return str(v)
 
 
 def _safe(s: str) -> str:
@@ -107,9 +112,29 @@ def _finished(run_dir: Path) -> bool:
         return False
 
 
+def apply_quick(data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """The recipe's `quick:` variant: `set` (dotted overrides), `repeat` and `grid` (replace grid axes)."""
+    q = data.get("quick")
+    if not q:
+        return data, []
+    if not isinstance(q, dict) or set(q) - {"set", "repeat", "grid"}:
+        raise QkdbedError(f"{where}: quick: expected a mapping with set, repeat and/or grid")
+    data = json.loads(json.dumps(data))
+    sw = data.get("sweep") or {}
+    if "repeat" in q:
+        sw["repeat"] = q["repeat"]
+    for k, v in (q.get("grid") or {}).items():
+        if k not in (sw.get("grid") or {}):
+            raise QkdbedError(f"{where}: quick.grid.{k}: not an axis of sweep.grid")
+        sw["grid"][k] = v
+    if sw:
+        data["sweep"] = sw
+    return data, [f"{k}={json.dumps(v)}" for k, v in (q.get("set") or {}).items()]
+
+
 def run_sweep(recipe_file: str, root: Path, jobs_n: int | None, extra_overrides: tuple[str, ...] = (),
               echo: Callable[[str], None] = print, resume: bool = False,
-              executor_factory: Callable[[int], cf.Executor] | None = None) -> Path:
+              executor_factory: Callable[[int], cf.Executor] | None = None, quick: bool = False) -> Path:
     """Run (or finish) the sweep of `recipe_file` into `root`."""
     if resume:
         plan = json.loads((root / "sweep.json").read_text())
@@ -118,6 +143,9 @@ def run_sweep(recipe_file: str, root: Path, jobs_n: int | None, extra_overrides:
         jobs = plan["jobs"]
     else:
         data = yaml.safe_load(Path(recipe_file).read_text())
+        if quick:
+            data, q_over = apply_quick(data, recipe_file)
+            extra_overrides = tuple(q_over) + tuple(extra_overrides)
         jobs = plan_jobs(data, recipe_file)
         # validate every job before running any: a typo in the grid fails now, in one line
         from .recipe import load_recipe
