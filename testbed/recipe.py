@@ -62,6 +62,7 @@ class Recipe:
     figures: list[Any]
     runtime: str
     description: str = ""
+    group_keys: dict[str, Any] | None = None  # the resolved group-key plan (servers, assignment, hops)
     raw: dict[str, Any] = field(default_factory=dict)  # the fully resolved recipe, for the manifest
 
 
@@ -164,10 +165,16 @@ def recipe_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Rec
     rr.reject_unknown()
     scheduler = r.str("scheduler", "round-robin", choices=SCHEDULERS)
     ack = r.bool("ack", True)
-    tr = r.sub("traffic")
-    raw_flows = tr.list("flows")
-    if not raw_flows:
-        raise tr.fail("flows", "at least one flow")
+    group_flows: list = []
+    group_plan = None
+    if r.has("group_keys"):
+        from .groupkeys import parse_and_expand
+
+        group_flows, group_plan = parse_and_expand(r.sub("group_keys"), topology, int(data.get("seed", 1)))
+    tr = r.sub("traffic", {"flows": []} if group_flows else None)
+    raw_flows = tr.list("flows", [])
+    if not raw_flows and not group_flows:
+        raise tr.fail("flows", "at least one flow (or a group_keys section)")
     flows = []
     names = set()
     for i in range(len(raw_flows)):
@@ -180,6 +187,7 @@ def recipe_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Rec
             raise fr.fail("name", "a unique flow name", f.name)
         names.add(f.name)
         flows.append(f)
+    flows.extend(group_flows)
     # traffic.groups: settings applied to every flow of a group, e.g. {normal: {start_s: 105}} -- so that a sweep
     # can move the entry time of all "normal" users with one grid field (seed 000 Fig. 12's early entry)
     groups = tr.sub("groups", {})
@@ -213,4 +221,4 @@ def recipe_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Rec
                   duration_s=duration, seed=seed, scheme=scheme, profile=profile, scheme_params=dict(params),
                   key_supply=key_supply, routing_metric=metric, scheduler=scheduler, ack=ack, flows=flows,
                   sample_period_s=sample, record_sends=sends, bin_s=bin_s, figures=figures, runtime=runtime,
-                  description=description, raw=copy.deepcopy(data))
+                  description=description, group_keys=group_plan, raw=copy.deepcopy(data))

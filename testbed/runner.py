@@ -44,6 +44,10 @@ def run_recipe(recipe: Recipe, run_dir: Path, backend: str = "local") -> dict[st
     sim_wall = time.perf_counter() - t0
     log.save(run_dir)
     summary = metrics.summarize(log)
+    if recipe.group_keys is not None:
+        from .groupkeys import group_key_summary
+
+        summary["group_keys"] = {**group_key_summary(log, recipe.group_keys), "plan": recipe.group_keys}
     write_json_atomic(run_dir / "metrics.json", summary)
     rows = []
     for f in summary["flows"]:

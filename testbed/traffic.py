@@ -17,6 +17,7 @@ Models:
   expressible, `shape` wins when given. `variant: serialised` is the original code's generator (reference §6):
   a burst ends a Pareto draw (whole ms) after its arrival, and an arrival during a burst re-draws its end from
   that arrival, so bursts never overlap.
+- `periodic`: `burst` messages at once every `period_s` (group-key generation, see `groupkeys.py`).
 - `onoff`: alternating ON and OFF periods (`on: {dist: pareto|exponential, mean_s | scale_s, shape}`, same for
   `off`), `rate_bps` during ON; with `size_bits`/`messages` the flow stops once that much was offered.
 """
@@ -34,7 +35,7 @@ from .errors import QkdbedError
 from .schema import Reader
 
 MESSAGE_BITS = 4096
-MODELS = ("cbr", "burst", "steps", "file", "ppbp", "onoff")
+MODELS = ("cbr", "burst", "steps", "file", "ppbp", "onoff", "periodic")
 
 
 @dataclass
@@ -118,6 +119,9 @@ def parse_flow(r: Reader, index: int, base_dir: Path | None) -> FlowSpec:
                 d["mean_s"] = pr.num("mean_s", mean_default, min=0, strict_min=True)
             pr.reject_unknown()
             params[part] = d
+    elif model == "periodic":
+        params["period_s"] = r.num("period_s", min=0, strict_min=True)
+        params["burst"] = r.int("burst", 1, min=1)
     elif model == "file":
         ref = r.str("file")
         p = Path(ref)
@@ -162,6 +166,9 @@ def offer_times(spec: FlowSpec, duration_s: float, rng: np.random.Generator) -> 
             t = bursts_to_offers(starts, durs, pp["burst_rate_bps"], end)
     elif spec.model == "onoff":
         t = onoff_offers(spec.start_s, end, spec.params, rng, spec.messages)
+    elif spec.model == "periodic":
+        n = int(math.floor((end - spec.start_s) / spec.params["period_s"] - 1e-9)) + 1 if end > spec.start_s else 0
+        t = np.repeat(spec.start_s + spec.params["period_s"] * np.arange(max(n, 0)), spec.params["burst"])
     else:  # pragma: no cover - refused at parse time
         raise QkdbedError(f"traffic model {spec.model!r} is not known")
     if spec.messages is not None and len(t) > spec.messages:
