@@ -54,6 +54,20 @@ def big_recipe(scheme: str, duration_s: float, profile: str, tmpdir: str) -> dic
             "traffic": {"flows": flows}, "record": {"sample_period_s": 1.0, "sends": True}}
 
 
+def multiuser_recipe(scheme: str, duration_s: float, profile: str) -> dict:
+    """The paper's multi-user scenario as `experiments/paper/fig12-multi-user.yaml` (100 s early entry)."""
+    import yaml
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "experiments", "paper", "fig12-multi-user.yaml")) as fh:
+        data = yaml.safe_load(fh)
+    data.pop("sweep")
+    data.pop("quick", None)
+    data.update(duration_s=duration_s, scheme={"name": scheme, "profile": profile})
+    data["traffic"]["groups"]["normal"]["start_s"] = 105
+    return data
+
+
 def run(label: str, data: dict, profile_out: str | None) -> None:
     recipe = recipe_from_dict(data, f"<{label}>")
     if profile_out:
@@ -81,7 +95,7 @@ def main() -> None:
     ap.add_argument("--scheme", default="ondemand")
     ap.add_argument("--profile-set", dest="profile_set", default="paper", choices=["paper", "original"])
     ap.add_argument("--duration", type=float, default=600.0)
-    ap.add_argument("--only", choices=["metro12", "metro100"], default=None)
+    ap.add_argument("--only", choices=["metro12", "multiuser", "metro100"], default=None)
     ap.add_argument("--profile", action="store_true", help="write pyinstrument profiles to /tmp/qkdbed-prof-*.txt")
     a = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -92,6 +106,10 @@ def main() -> None:
         if a.only in (None, "metro12"):
             run("china-metro-12, 9 flows", metro_recipe(a.scheme, a.duration, a.profile_set),
                 "/tmp/qkdbed-prof-metro12.txt" if a.profile else None)
+        if a.only in (None, "multiuser"):
+            run("paper multi-user scenario (9 x 80 Mb, 100 s early entry)",
+                multiuser_recipe(a.scheme, a.duration, a.profile_set),
+                "/tmp/qkdbed-prof-multiuser.txt" if a.profile else None)
         if a.only in (None, "metro100"):
             run("generated 100 nodes, 100 flows", big_recipe(a.scheme, a.duration, a.profile_set, tmp),
                 "/tmp/qkdbed-prof-metro100.txt" if a.profile else None)

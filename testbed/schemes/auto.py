@@ -71,7 +71,7 @@ class PortAuto:
     __slots__ = ("ev_t", "ev_amt", "sum_amt", "Q_bar", "a_bar", "S_bar", "D_bar", "n_dec", "arrivals", "served",
                  "a_flow", "live", "last", "window", "doe", "consumed_mark", "total", "served_so_far", "sent_n",
                  "sent_delay_sum", "arr_hist", "decisions", "infeasible", "enq", "enq_sum", "lam", "t_bar",
-                 "mean_amt", "cap")
+                 "mean_amt", "cap", "win_lam", "win_v")
 
     def __init__(self) -> None:
         self.ev_t: list[float] = []  # key-generation event times at this port
@@ -103,6 +103,8 @@ class PortAuto:
         self.t_bar = 0.0  # mean interval between key-generation events, s
         self.mean_amt = 0.0  # Λ̄, units per event
         self.cap = 0.0  # capacity the port advertises to probes: min(C4, C5) in messages/s (paper profile)
+        self.win_lam = 0  # original profile: Σ Λ and Σ (S - Λ) over the window records
+        self.win_v = 0
 
     # -- Definition 1 -------------------------------------------------------------------------------------------
     def doe_paper(self, L: float) -> float:
@@ -279,6 +281,8 @@ class AutoRateOriginal:
         doe = (port.keys / keys_per_s - 1.0) if keys_per_s > 0 else math.inf
         st.window.append((now, units, doe, st.served))
         st.served = 0
+        st.win_lam = sum(r[1] for r in st.window)  # kept for `rate`, which runs every T
+        st.win_v = sum(r[3] - r[1] for r in st.window)
         st.doe = doe
 
     def decide(self, node, port, now: float) -> None:
@@ -326,9 +330,9 @@ class AutoRateOriginal:
             return 0.0
         s_min = min(st.Q_bar - (T - C + eps) * st.a_bar / 4096.0, A_pred)
         s_max1 = min(L, st.Q_bar + (T - C + eps) * st.a_bar / 4096.0)
-        sum_lam = sum(r[1] for r in st.window)
+        sum_lam = st.win_lam
         k = len(st.window)
-        V = sum(r[3] - r[1] for r in st.window)  # Σ(S − Λ): messages sent minus keys added, per record
+        V = st.win_v  # Σ(S − Λ): messages sent minus keys added, per record
         doe = st.window[-1][2]
         tau = (5.0 / k) * 1000.0 / T
         if math.isfinite(doe):

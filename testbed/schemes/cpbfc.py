@@ -126,15 +126,20 @@ class AutoCpbfc(Auto):
 
     # -------------------------------------------------------------------------------------------- shares
     def share_bps(self, node, port, fid: int) -> float:
-        """Weighted fair share of flow `fid` of the port's capacity among its active flows (paper profile)."""
+        """Weighted fair share of flow `fid` of the port's capacity among its active flows (paper profile).
+
+        Active flows are those with queued messages (the node's round-robin ring) that are not paused."""
         rate = port.state.auto.cap * UNIT_BITS
+        weights = port.weights
+        paused = port.paused
         w_total = 0.0
         active_self = False
-        for f, q in port.queues.items():
-            if q and f not in port.paused:
-                w_total += port.weights.get(f, 1.0)
-                active_self = active_self or f == fid
-        w = port.weights.get(fid, node.flow_weights.get(fid, 1.0))
+        for f in port.ring:
+            if f not in paused:
+                w_total += weights.get(f, 1.0)
+                if f == fid:
+                    active_self = True
+        w = weights.get(fid, node.flow_weights.get(fid, 1.0))
         if not active_self:
             w_total += w
         return rate * w / w_total if w_total > 0 else rate
@@ -142,10 +147,8 @@ class AutoCpbfc(Auto):
     def share_original_kbps(self, node, port, now: float) -> float:
         if now < self.bp["share_from_s"]:
             return 0.0
-        n_active = sum(1 for q in port.queues.values() if q)
-        n_paused = len(port.paused)
         rate_kbps = (port.rate_bps or 0.0) / 1000.0
-        return rate_kbps / max(1, n_active - n_paused)
+        return rate_kbps / max(1, len(port.ring) - len(port.paused))
 
     # -------------------------------------------------------------------------------------------- source side
     def release(self, node, flow, now, backlog):
@@ -355,8 +358,7 @@ class AutoCpbfc(Auto):
                 node.send_control(up, (RESUME, flow, 0, "", "", now, 0.0))
 
     def _limit_original(self, port) -> float:
-        n_active = sum(1 for q in port.queues.values() if q)
-        k = n_active - len(port.paused)
+        k = len(port.ring) - len(port.paused)  # the ring holds exactly the flows with queued messages
         k = k if k > 0 else 1
         rate_kbps = (port.rate_bps or 0.0) / 1000.0
         return min(self.bp["flow_cap"], port.keys) - (
