@@ -17,6 +17,12 @@ paces them; in a closed loop latency ≈ clients / throughput (Little's law), so
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# benchmarks/testbed.py shares its name with the package: keep this folder off the import path.
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
+
 import argparse
 import asyncio
 import base64

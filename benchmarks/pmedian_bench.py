@@ -4,6 +4,12 @@ Same as `qkdbed plan key-servers --benchmark`; this wrapper pins BLAS to one thr
 timing protocol asks (planning.md §B.6 item 4).
 """
 
+import os as _os
+import sys as _sys
+
+# benchmarks/testbed.py shares its name with the package: keep this folder off the import path.
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
+
 import os
 import sys
 

@@ -17,14 +17,17 @@ from typing import Callable
 
 from ..node import actions as A
 from ..node.frames import ACK, DATA
-from ..node.node import Node
+from ..node.node import TIMER_TICK, Node
 from ..record import EventLog
+
+TICK_KEY = (TIMER_TICK, None)
 
 EV_ARRIVE = 0
 EV_TIMER = 1
 EV_SUPPLY = 2
 EV_SAMPLE = 3
 EV_CALL = 4
+EV_TICKS = 5  # every node's periodic scheme tick due at one instant, in one heap entry
 
 
 class Simulator:
@@ -46,6 +49,7 @@ class Simulator:
         self._fifo: dict[tuple[str, str], float] = {}
         self._e2e: dict[tuple[str, str], float] = {}
         self._supply_links: list[tuple[str, str]] = []
+        self._ticks: dict[float, list[Node]] = {}
 
     # -- scheduling --------------------------------------------------------------------------------------------
     def push(self, t: float, kind: int, a=None, b=None, c=None) -> None:
@@ -121,6 +125,11 @@ class Simulator:
                     node.sample(now)
                     drain(node, now)
                 self.push(now + self.sample_period_s, EV_SAMPLE)
+            elif kind == EV_TICKS:
+                for node in self._ticks.pop(now):
+                    node.timer_fired(now, TICK_KEY)
+                    if node.out:
+                        drain(node, now)
             elif kind == EV_CALL:
                 ev[3](now)
         self.now = min(now, end)
@@ -153,7 +162,19 @@ class Simulator:
                 else:
                     rows["control"].append((now, idx[me], idx[peer], frame[1], frame[0], frame[6]))
             elif code == A.TIMER:
-                push(act[1], EV_TIMER, me, act[2])
+                key = act[2]
+                if key == TICK_KEY:
+                    # Periodic ticks of all nodes fall on the same instants (every T from 0): one heap entry per
+                    # instant instead of one per node; nodes tick in the order they armed, deterministically.
+                    when = act[1]
+                    lst = self._ticks.get(when)
+                    if lst is None:
+                        self._ticks[when] = [node]
+                        push(when, EV_TICKS)
+                    else:
+                        lst.append(node)
+                else:
+                    push(act[1], EV_TIMER, me, key)
             elif code == A.DELIVER:
                 f = act[1]
                 rows["deliveries"].append((now, f[1], f[2], f[5]))
