@@ -206,18 +206,42 @@ class AutoRate:
         # running averages weighted by |t| (the paper's S̄(t+T) formula), with the current observations
         w = k
         w1 = w + 1
-        st.Q_bar = (st.Q_bar * w + Q) / w1
-        st.a_bar = (st.a_bar * w + a) / w1
+        Q_bar = st.Q_bar = (st.Q_bar * w + Q) / w1
+        a_bar = st.a_bar = (st.a_bar * w + a) / w1
         A = a * T
+        C = self.C
+        S_bar, D_bar = st.S_bar, st.D_bar
         if self.fast:
-            S, lo, hi, feasible = auto_lp.closed_form_fast(T, self.C, self.eps, k, Q, A, a, st.Q_bar, st.a_bar,
-                                                           st.S_bar, st.D_bar, c4, c5)
+            # auto_lp.closed_form_fast inlined (this runs millions of times); a test checks both agree
+            eps = self.eps
+            lo = w1 * (Q_bar - (T - C - eps) * a_bar) - k * S_bar
+            if A > lo:
+                lo = A
+            if lo < 0.0:
+                lo = 0.0
+            hi = w1 * (Q_bar + (T - C + eps) * a_bar) - k * S_bar
+            x = c4 * T
+            if x < hi:
+                hi = x
+            x = c5 * T
+            if x < hi:
+                hi = x
+            x = Q + A
+            if x < hi:
+                hi = x
+            S_D = Q + A - a * (w1 * C - k * D_bar)
+            if lo > hi + 1e-9 * (abs(lo) if abs(lo) > 1.0 else 1.0):
+                feasible = False
+            else:
+                feasible = True
+                S = lo if S_D < lo else (S_D if S_D <= hi else (hi if hi > lo else lo))
             st.last = (lo, hi, feasible)
         else:
-            x = auto_lp.LPInput(T_s=T, C_s=self.C, eps_s=self.eps, k=k, Q=Q, A=A, a=a, Q_bar=st.Q_bar,
-                                a_bar=st.a_bar, S_bar=st.S_bar, D_bar_s=st.D_bar, c4_max_rate=c4, c5_max_rate=c5)
+            x = auto_lp.LPInput(T_s=T, C_s=C, eps_s=self.eps, k=k, Q=Q, A=A, a=a, Q_bar=Q_bar,
+                                a_bar=a_bar, S_bar=S_bar, D_bar_s=D_bar, c4_max_rate=c4, c5_max_rate=c5)
             res = self.solve(x)
             S, feasible = res.S, res.feasible
+            S_D = res.S_D
             st.last = (res.lo, res.hi, feasible)
         st.decisions += 1
         if not feasible:
@@ -230,7 +254,6 @@ class AutoRate:
                 hard_hi = min(c4 * T, c5 * T, Q + A)
                 if hard_hi < 0.0:
                     hard_hi = 0.0
-                S_D = Q + A - a * (w1 * self.C - k * st.D_bar)
                 lo2 = A if A <= hard_hi else 0.0
                 S = min(max(S_D, lo2), hard_hi)
                 st.last = (lo2, hard_hi, False)
@@ -243,9 +266,14 @@ class AutoRate:
         q_next = Q - S + A
         if q_next < 0.0:
             q_next = 0.0
-        st.S_bar = (st.S_bar * w + S) / w1
-        st.D_bar = (st.D_bar * w + q_next / a) / w1
-        self._set(node, port, S / T, now)
+        st.S_bar = (S_bar * w + S) / w1
+        st.D_bar = (D_bar * w + q_next / a) / w1
+        rate_bps = S / T * UNIT_BITS if S > 0.0 else 0.0
+        cap_bps = self.cap_bps
+        if cap_bps is not None and rate_bps > cap_bps:
+            rate_bps = float(cap_bps)
+        if rate_bps != port.rate_bps:
+            node.set_rate(port, rate_bps, now)
 
     def _set(self, node, port, rate_msgs: float, now: float) -> None:
         rate_bps = rate_msgs * UNIT_BITS if rate_msgs > 0.0 else 0.0
