@@ -215,11 +215,18 @@ def draw_all(log: EventLog, specs: list[Any], outdir: Path, bin_s: float = 1.0) 
         spec.setdefault("bin_s", bin_s)
         fig = REGISTRY[spec["name"]](log, spec)
         stem = spec.get("file", spec["name"])
-        fig.tight_layout()
-        for ext in ("png", "pdf"):
-            tmp = outdir / f".{stem}.tmp.{ext}"
-            fig.savefig(tmp, dpi=150)
-            tmp.replace(outdir / f"{stem}.{ext}")
-        plt.close(fig)
+        save_figure(fig, outdir, stem)
         written.append(stem)
     return written
+
+
+def save_figure(fig: plt.Figure, outdir: Path, stem: str, dpi: int = 150) -> str:
+    """Write `fig` as PNG and PDF atomically (temporary name, then rename) and close it."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        tmp = outdir / f".{stem}.tmp.{ext}"
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(outdir / f"{stem}.{ext}")
+    plt.close(fig)
+    return f"{stem}.png"

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import QkdbedError, ValidationError
-from .schema import Reader
+from .schema import Reader, load_yaml
 
 ROLES = ("user", "relay", "group-key-server")
 DEFAULT_BANDWIDTH_BPS = 1e9  # paper Table II: classical channel 1 Gbps
@@ -259,12 +259,7 @@ def load_topology(ref: str, relative_to: Path | None = None) -> Topology:
     if ref.startswith("gen:"):
         return generate_from_spec(ref)
     path = resolve_topology_path(ref, relative_to)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        loc = f" line {mark.line + 1}" if mark else ""
-        raise QkdbedError(f"{path}:{loc} not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(path)
     return topology_from_dict(data, str(path))
 
 

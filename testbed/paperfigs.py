@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import metrics as M  # noqa: E402
+from .figures import save_figure  # noqa: E402
 from .record import EventLog, write_json_atomic, write_text_atomic  # noqa: E402
 from .schemes import info as scheme_info  # noqa: E402
 
@@ -114,14 +115,7 @@ def _colour(scheme: str) -> str:
 
 
 def _save(fig, outdir: Path, stem: str) -> str:
-    outdir.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        tmp = outdir / f".{stem}.tmp.{ext}"
-        fig.savefig(tmp, dpi=140)
-        tmp.replace(outdir / f"{stem}.{ext}")
-    plt.close(fig)
-    return f"{stem}.png"
+    return save_figure(fig, outdir, stem, dpi=140)
 
 
 # ------------------------------------------------------------------------------------------------- figures

@@ -31,7 +31,7 @@ import yaml
 
 from .errors import QkdbedError, ValidationError
 from .network import Topology, load_topology
-from .schema import Reader
+from .schema import Reader, load_yaml
 from .traffic import FlowSpec, parse_flow
 
 RUNTIMES = ("sim", "emu")
@@ -74,12 +74,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), s
             p = alt
         else:
             raise QkdbedError(f"recipe {path}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        loc = f" line {mark.line + 1}:" if mark else ""
-        raise QkdbedError(f"{p}:{loc} not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(p)
     data = apply_overrides(data, overrides, str(p))
     if seed is not None:
         data["seed"] = seed

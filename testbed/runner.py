@@ -17,6 +17,7 @@ import yaml
 from . import figures, metrics
 from .errors import QkdbedError
 from .recipe import Recipe, load_recipe
+from .schema import load_yaml
 from .results import default_run_dir, environment, git_revision, write_manifest, write_summary_csv
 from .record import write_json_atomic
 
@@ -114,12 +115,7 @@ def _resolve(path: str) -> Path:
 
 
 def _read(p: Path):
-    try:
-        return yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        loc = f" line {mark.line + 1}:" if mark else ""
-        raise QkdbedError(f"{p}:{loc} not valid YAML ({getattr(e, 'problem', e)})") from None
+    return load_yaml(p) or {}
 
 
 def _validate_tree(p: Path, data, overrides: tuple[str, ...], quick: bool) -> None:

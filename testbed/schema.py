@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .errors import ValidationError
+from .errors import QkdbedError, ValidationError
 
 _MISSING = object()
 
@@ -107,3 +107,17 @@ class Reader:
             if key not in allowed:
                 raise ValidationError(self.where, self._p(str(key)),
                                       "no such field (known: " + ", ".join(sorted(allowed)) + ")")
+
+
+def load_yaml(path) -> Any:
+    """Parse a YAML file; a syntax error becomes one line naming the file and line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(open(path).read())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        loc = f" line {mark.line + 1}:" if mark else ""
+        raise QkdbedError(f"{path}:{loc} not valid YAML ({getattr(e, 'problem', e)})") from None
+    except OSError as e:
+        raise QkdbedError(f"{path}: cannot read ({e.strerror})") from None

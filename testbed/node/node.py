@@ -241,6 +241,18 @@ class Node:
             self.out.append((A.SEND_E2E, frame[3], (ACK, fid, frame[2], self.name, frame[3], frame[5], 0.0)))
 
     def _enqueue(self, p: Port, frame: tuple, upstream: str | None, now: float) -> bool:
+        """A relayed message joins its flow's queue at `p` (or is dropped by the queue policy); send if idle."""
+        if not self._admit(p, frame, upstream, now):
+            return False
+        if p.timer_at == INF:
+            if now >= p.busy_until:
+                self._try_send(p, now)
+            else:
+                self.wake(p, p.busy_until)
+        return True
+
+    def _admit(self, p: Port, frame: tuple, upstream: str | None, now: float) -> bool:
+        """Queue policy, then append to the flow's queue (created on its first message) and the ring."""
         fid = frame[1]
         if self._qpol and not self.scheme.on_enqueue(self, p, frame, upstream, now):
             self.out.append((A.DROP, frame, A.DROP_QUEUE_FULL))
@@ -255,11 +267,6 @@ class Node:
             p.ring.append(fid)
         q.append(frame)
         p.queued += 1
-        if p.timer_at == INF:
-            if now >= p.busy_until:
-                self._try_send(p, now)
-            else:
-                self.wake(p, p.busy_until)
         return True
 
     def send_control(self, peer: str, frame: tuple) -> None:
@@ -297,7 +304,7 @@ class Node:
                     try:
                         for i in range(seq, seq + k):
                             sf.released = i + 1
-                            self._enqueue_source(p, (DATA, fid, i, src, dst, ot[i], 0.0), now)  # may drop
+                            self._admit(p, (DATA, fid, i, src, dst, ot[i], 0.0), None, now)  # may drop
                     finally:
                         self._in_pump = False
                 if sf.released < sf.visible and t_next < nxt:
@@ -307,23 +314,6 @@ class Node:
                 if t < nxt:
                     nxt = t
         return nxt
-
-    def _enqueue_source(self, p: Port, frame: tuple, now: float) -> bool:
-        fid = frame[1]
-        if self._qpol and not self.scheme.on_enqueue(self, p, frame, None, now):
-            self.out.append((A.DROP, frame, A.DROP_QUEUE_FULL))
-            return False
-        q = p.queues.get(fid)
-        if q is None:
-            q = p.queues[fid] = deque()
-            p.upstream[fid] = None
-            if fid not in p.weights:
-                p.weights[fid] = self.flow_weights.get(fid, 1.0)
-        if not q:
-            p.ring.append(fid)
-        q.append(frame)
-        p.queued += 1
-        return True
 
     def _pick(self, p: Port, now: float) -> int | None:
         """The flow at the head of the round-robin ring that may send now (unpaused, scheme-eligible).
