@@ -29,3 +29,22 @@ def show(topology: str, metric: str) -> None:
         for d in users:
             if s < d:
                 click.echo(f"  route {s}->{d}: {' '.join(t.path(s, d, metric))}")
+
+
+@topo.command("render")
+@click.argument("topology")
+@click.option("--format", "fmt", type=click.Choice(["compose", "mininet", "k8s"]), required=True)
+@click.option("--name", default=None, help="Testbed name (default: the topology's name).")
+@click.option("-o", "--output", "output", default=None, type=click.Path(file_okay=False),
+              help="Write the file and the agents' configurations into this folder (default: print the file).")
+def render_cmd(topology: str, fmt: str, name: str | None, output: str | None) -> None:
+    """Render TOPOLOGY as a Compose file, a standalone Mininet script or Kubernetes manifests."""
+    from pathlib import Path
+
+    from .emu.render import render
+
+    text = render(topology, fmt, name, Path(output) if output else None)
+    if output:
+        click.echo(f"wrote {fmt} testbed and agent configurations to {output}")
+    else:
+        click.echo(text, nl=False)

@@ -11,6 +11,7 @@ def register(cli: click.Group, group_cls: type[click.Group]) -> None:
     from .cli_topo import topo
     from .emu.etsi014.cli import keys
     from .plan.cli import plan
+    from .emu.cli import COMMANDS as EMU_COMMANDS
 
     cli.add_command(run_cmd)
     cli.add_command(plot)
@@ -18,3 +19,5 @@ def register(cli: click.Group, group_cls: type[click.Group]) -> None:
     cli.add_command(topo)
     cli.add_command(plan)
     cli.add_command(keys)
+    for cmd in EMU_COMMANDS:  # up, status, logs, exec, down, agent, inject, image
+        cli.add_command(cmd)
