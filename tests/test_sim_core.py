@@ -201,3 +201,41 @@ def test_keys_are_conserved_in_every_run(topo, n_flows, seed, rate_kbps, scale):
         delivered = int(np.count_nonzero(res.log["deliveries"]["flow"] == f.fid))
         assert delivered <= len(f.offer_t)
     assert len(res.log["drops"]) == 0
+
+
+def test_router_hook_reroutes_relayed_messages(tmp_path):
+    """A scheme that overrides `route` decides the relays' next hop: S-R-D is the shortest path, the test router
+    sends every relayed message the long way R-X-Y-D, and each delivered message then uses four key units."""
+    import yaml
+
+    from testbed.schemes.base import Scheme, register
+
+    detour = {"R": "X", "X": "Y", "Y": "D"}
+
+    class Detour(Scheme):
+        name = "test-detour"
+
+        def route(self, node, frame, came_from, now):
+            return detour.get(node.name)
+
+    register("test-detour", Detour, "detour", "black", "x")
+    topo = {"name": "detour", "nodes": ["S", "R", "X", "Y", "D"],
+            "links": [{"a": "S", "b": "R"}, {"a": "R", "b": "D"}, {"a": "R", "b": "X"}, {"a": "X", "b": "Y"},
+                      {"a": "Y", "b": "D"}]}
+    f = tmp_path / "detour.yaml"
+    f.write_text(yaml.safe_dump(topo))
+    flows = [{"src": "S", "dst": "D", "model": "cbr", "rate_bps": 1e5, "start_s": 2}]
+    short = simulate(_recipe(topology=str(f), flows=flows, duration_s=10))
+    long = simulate(_recipe(topology=str(f), flows=flows, duration_s=10, scheme="test-detour"))
+    for res, hops in ((short, 2), (long, 4)):
+        log = res.log
+        d = log["deliveries"]
+        assert len(d) > 100
+        s = log["sends"]
+        per_msg = {}
+        for row in s:
+            per_msg[int(row["seq"])] = per_msg.get(int(row["seq"]), 0) + 1
+        assert all(per_msg[int(q)] == hops for q in d["seq"])
+        check_conservation(res) if hops == 2 else None
+    x = long.log.node_index("X")
+    assert np.count_nonzero(long.log["sends"]["node"] == x) >= len(long.log["deliveries"])

@@ -130,6 +130,7 @@ class Node:
         self.state: Any = None
         self._qpol = scheme.has_queue_policy
         self._check_may_send = type(scheme).may_send is not Scheme.may_send
+        self._router = type(scheme).route is not Scheme.route  # the shortest-path table unless a scheme routes
         scheme.attach(self)
         for p in self.ports.values():
             scheme.port_init(self, p)
@@ -209,8 +210,8 @@ class Node:
             if dst == self.name:
                 self._deliver(now, frame)
                 return
-            hop = self.next_hop.get(dst)
-            if hop is None:
+            hop = self.scheme.route(self, frame, peer, now) if self._router else self.next_hop.get(dst)
+            if hop is None or hop not in self.ports:
                 self.out.append((A.DROP, frame, A.DROP_NO_ROUTE))
                 return
             self._enqueue(self.ports[hop], frame, peer, now)

@@ -9,6 +9,7 @@ its pipeline (seed 000 Fig. 5: authenticate -> congestion control -> route -> pe
 - congestion control, per flow at the source: `release` says how many offered messages may enter the network now
   and when to ask again; `on_ack` and `on_control` feed it signals;
 - scheduler: round-robin or weighted round-robin between the per-flow queues of a port (in the node);
+- router: `route` picks the next hop of a relayed message (default: the shortest-path table);
 - control frames the scheme defines (PAUSE, ECN, PROBE, ...) reach `on_control`.
 
 The default implementation of every hook is the naive behaviour the paper calls on-demand key supply: any flow may
@@ -68,6 +69,14 @@ class Scheme:
 
     def on_dequeue(self, node: "Node", port: "Port", flow: int, now: float) -> None:
         """A message of `flow` was sent on `port`. Called only when `has_queue_policy`."""
+
+    def route(self, node: "Node", frame: tuple, came_from: str | None, now: float) -> str | None:
+        """Router hook: the neighbour a relayed DATA frame goes to next (None: no route, the frame is dropped).
+
+        Default: the node's shortest-path table (hops or km, from the recipe). A key-aware router overrides this,
+        e.g. to prefer the neighbour whose master pool holds more keys; the simulator skips the call when the
+        scheme does not override it."""
+        return node.next_hop.get(frame[4])
 
     def may_send(self, node: "Node", port: "Port", flow: int, now: float) -> bool:
         """Per-flow eligibility at send time beyond pause state (e.g. RSVP tokens). Default: yes."""
