@@ -11,6 +11,7 @@ Tables (one row per event; times in seconds since the run's start; nodes and por
 | control    | t_s node peer flow kind value                        | a control frame was sent (peer -1: end to end)  |
 | pool       | t_s node peer keys rate_bps queued paused            | periodic sample of each egress port            |
 | supply     | t_s link units                                       | a key-generation event delivered to a link      |
+| keyservice | t_s kme master slave method status keys_requested keys_served size_bits latency_s | an ETSI 014 request was answered (emulator KMEs; docs/etsi014.md) |
 
 Plus per-flow metadata (`flows`: id, name, src, dst, offered times) and the link list. Rows are appended as tuples
 (cheap on the hot path) and turned into numpy arrays once at the end.
@@ -35,7 +36,15 @@ SCHEMA: dict[str, list[tuple[str, str]]] = {
     "pool": [("t_s", "f8"), ("node", "i4"), ("peer", "i4"), ("keys", "i8"), ("rate_bps", "f8"), ("queued", "i8"),
              ("paused", "i4")],
     "supply": [("t_s", "f8"), ("link", "i4"), ("units", "i8")],
+    # One row per ETSI GS QKD 014 request at an emulated KME (same columns as etsi014.api.KEYSERVICE_SCHEMA):
+    # method 0 status / 1 enc_keys / 2 dec_keys / 3 other; status the HTTP code; latency the KME's service time.
+    "keyservice": [("t_s", "f8"), ("kme", "i4"), ("master", "i4"), ("slave", "i4"), ("method", "i4"),
+                   ("status", "i4"), ("keys_requested", "i4"), ("keys_served", "i4"), ("size_bits", "i4"),
+                   ("latency_s", "f8")],
 }
+#: Tables added after logs were first saved: a log without them loads with them empty, and an empty one does not
+#: enter the digest, so digests of logs that never had them stay as they were.
+OPTIONAL_TABLES = ("keyservice",)
 
 
 @dataclass
@@ -130,8 +139,11 @@ class EventLog:
         flows = [FlowInfo(m["id"], m["name"], m["src"], m["dst"], data[f"offers_{m['id']}"], m.get("weight", 1.0),
                           m.get("group", "")) for m in meta["flows"]]
         log = cls(meta["node_names"], [tuple(l) for l in meta["links"]], flows, meta["duration_s"])
-        for k in SCHEMA:
-            log.tables[k] = data[f"table_{k}"]
+        for k, cols in SCHEMA.items():
+            if k in OPTIONAL_TABLES and f"table_{k}" not in data:
+                log.tables[k] = np.zeros(0, dtype=np.dtype(cols))
+            else:
+                log.tables[k] = data[f"table_{k}"]
         return log
 
     def digest(self) -> str:
@@ -139,6 +151,8 @@ class EventLog:
         self.finish()
         h = hashlib.sha256()
         for k in sorted(self.tables):
+            if k in OPTIONAL_TABLES and not len(self.tables[k]):
+                continue
             h.update(k.encode())
             h.update(np.ascontiguousarray(self.tables[k]).tobytes())
         for f in self.flows:

@@ -11,7 +11,12 @@ Conventions this module adds on top of the byte layout:
   with the link's MAC key), so a connection is bound to one authenticated neighbour before any frame is read;
 - a DATA payload is the end-to-end key unit XORed with the link key unit `key_index` (see `keystore.py`);
 - an end-to-end frame (the node's SEND_E2E: ACKs, ECN, probe replies) carries a 2-byte payload naming its target
-  node; relays forward it untouched (re-tagged for the next hop) along their routing tables.
+  node; relays forward it untouched (re-tagged for the next hop) along their routing tables;
+- a KEY_HANDOUT frame (ETSI 014 key handout, KME to KME) is an end-to-end frame whose payload is the 2-byte target
+  followed by the handout's JSON; the agent handles it itself (the node never sees it), even after the run's end.
+
+KME (user nodes whose configuration has a `kme` section; see `kme.py`): an ETSI GS QKD 014 server in this loop;
+the destination's plain end-to-end unit goes into its key store on DELIVER, the source's on ACKED.
 
 Link emulation: a received frame is handed to the node after the link's propagation delay plus the frame's
 serialisation time on the classical channel (`Port.overhead_s`), as the simulator schedules arrivals; a backend
@@ -40,7 +45,7 @@ from collections import deque
 from .. import schemes
 from ..node import actions as A
 from ..node import wire
-from ..node.frames import ACK, DATA
+from ..node.frames import ACK, DATA, KEY_HANDOUT
 from ..node.node import Node
 from . import httpd
 from .keystore import LinkKeys, e2e_key, mac_key, tag, tag_ok, xor
@@ -100,9 +105,13 @@ class Agent:
         self.finished = False
         self.injector_up = False
         self.relay_plain: dict[tuple[int, int], bytes] = {}
+        self.dest_plain: dict[tuple[int, int], bytes] = {}  # units that reached us, until the node delivers them
+        self.kme = None  # AgentKme of a user node (created in main)
+        self.kme_error = ""
+        self.handout_seq = 0
         self.pending_supply: list[tuple[Peer, int]] = []
         self.rows: dict[str, list] = {k: [] for k in ("sends", "deliveries", "acks", "drops", "control", "pool",
-                                                      "supply")}
+                                                      "supply", "keyservice")}
         self.c = {k: 0 for k in (
             "frames_rx", "frames_tx", "frames_malformed", "frames_bad_tag", "frames_oversized", "frames_replayed",
             "frames_no_key", "frames_unroutable", "conn_rejected", "conn_accepted", "hello_ok", "e2e_keys_ok",
@@ -127,6 +136,8 @@ class Agent:
         servers = [await self._bind(lambda: httpd.serve(self._http, [ctl["host"]], ctl["port"])),
                    await self._bind(lambda: asyncio.start_server(self._accept, host=self.cfg["listen"],
                                                                  port=self.cfg["peer_port"], reuse_address=True))]
+        if self.cfg.get("kme"):
+            await self._start_kme(self.cfg["kme"])
         tasks = [asyncio.create_task(self._dial(p)) for p in self.peers.values() if p.cfg["dial"]]
         tasks.append(asyncio.create_task(self._injector()))
         print(f"agent {self.me}: listening on {self.cfg['listen']}:{self.cfg['peer_port']}, "
@@ -139,6 +150,24 @@ class Agent:
         for p in self.peers.values():
             if p.writer is not None:
                 p.writer.close()
+        if self.kme is not None:
+            await self.kme.stop()
+
+    async def _start_kme(self, kcfg: dict) -> None:
+        """The node's ETSI 014 KME. A KME that cannot start (missing package, no certificate) is reported in
+        /health (`kme_error`) and the agent carries on relaying: the network must not depend on it."""
+        try:
+            from .kme import AgentKme
+
+            kme = AgentKme(self.me, kcfg, lambda n: self.ids.get(n, -1), self.now, self.rows["keyservice"].append,
+                           self._send_handout)
+            await kme.start()
+        except Exception as e:  # noqa: BLE001 -- reported, never fatal
+            self.kme_error = f"{type(e).__name__}: {e}"
+            print(f"agent {self.me}: KME not started: {self.kme_error}", flush=True)
+            return
+        self.kme = kme
+        print(f"agent {self.me}: KME (ETSI GS QKD 014) at {kme.url}", flush=True)
 
     async def _bind(self, make):
         """Bind, retrying while our addresses do not exist yet (a container's links are wired after it starts)."""
@@ -263,8 +292,16 @@ class Agent:
                 if frame[4] == self.me:
                     ok = plain == e2e_key(self.secret, frame[1], frame[2], len(plain))
                     c["e2e_keys_ok" if ok else "e2e_keys_bad"] += 1
+                    if ok and self.kme is not None:
+                        self.dest_plain[fs] = plain
                 else:
                     self.relay_plain[fs] = plain
+            elif frame[0] == KEY_HANDOUT:
+                t = E2E_TARGET.unpack_from(payload)[0] if len(payload) > E2E_TARGET.size else len(self.names)
+                if t >= len(self.names):
+                    c["frames_malformed"] += 1
+                    continue
+                target = self.names[t]
             elif len(payload) == E2E_TARGET.size:
                 t = E2E_TARGET.unpack(payload)[0]
                 if t >= len(self.names):
@@ -314,6 +351,15 @@ class Agent:
         t = time.monotonic()
         while fifo and fifo[0][0] <= t:
             _, frame, target, signed = fifo.popleft()
+            if frame[0] == KEY_HANDOUT:  # key service: also before the start and after the end of a run
+                if target != self.me:
+                    self.c["e2e_forwarded"] += 1
+                    self._route_e2e(target, signed)
+                elif self.kme is not None:
+                    self.kme.handout_received(frame[3], signed[wire.HEADER_BYTES + E2E_TARGET.size:])
+                else:
+                    self.c["frames_unroutable"] += 1
+                continue
             if not self.started or self.finished:
                 continue
             if target is None:
@@ -351,6 +397,17 @@ class Agent:
         hop = self.cfg["next_hop"].get(target)
         if hop is None or not self._write(hop, signed):
             self.c["frames_unroutable"] += 1
+
+    def _send_handout(self, dst: str, payload: bytes) -> None:
+        """One KEY_HANDOUT frame toward KME `dst`; raises if it cannot leave this node (the KME answers 503)."""
+        hop = self.cfg["next_hop"].get(dst)
+        if hop is None:
+            raise RuntimeError(f"no route to {dst}")
+        self.handout_seq += 1
+        frame = (KEY_HANDOUT, 0, self.handout_seq, self.me, dst, self.now(), 0.0)
+        body = wire.encode(frame, self.ids, -1, E2E_TARGET.pack(self.ids[dst]) + payload)
+        if not self._write(hop, body[:-32]):
+            raise RuntimeError(f"link to {hop} (next hop toward {dst}) is down or backlogged")
 
     def _drain(self, now: float) -> None:
         """Carry out the node's actions in order (the simulator's `_drain`, with sockets)."""
@@ -390,6 +447,10 @@ class Agent:
             elif code == A.DELIVER:
                 f = act[1]
                 rows["deliveries"].append((now, f[1], f[2], f[5]))
+                if self.kme is not None:
+                    plain = self.dest_plain.pop((f[1], f[2]), None)
+                    if plain is not None:
+                        self.kme.unit_delivered(f[3], f[1], f[2], plain)
             elif code == A.SEND_E2E:
                 dst, frame = act[1], act[2]
                 if frame[0] != ACK:
@@ -402,6 +463,11 @@ class Agent:
             elif code == A.ACKED:
                 f = act[1]
                 rows["acks"].append((now, f[1], f[2]))
+                if self.kme is not None:
+                    sf = self.node.flows.get(f[1])
+                    if sf is not None:
+                        ub = self.peers[sf.port].keys.tx.unit_bytes
+                        self.kme.unit_acked(f[3], f[1], f[2], e2e_key(self.secret, f[1], f[2], ub))
             elif code == A.DROP:
                 f = act[1]
                 if f[0] == DATA:
@@ -554,6 +620,7 @@ class Agent:
                 "ready": up == len(self.peers) and self.injector_up, "peers_up": up,
                 "peers_total": len(self.peers), "injector": self.injector_up, "started": self.started,
                 "finished": self.finished, "t_s": self.now(),
+                "kme": self.kme.url if self.kme is not None else None, "kme_error": self.kme_error,
                 "peers_down": {p.name: p.down_at_s for p in self.peers.values() if p.down_at_s is not None}}
 
     def stats(self) -> dict[str, float]:
@@ -573,6 +640,8 @@ class Agent:
         out["finished"] = int(self.finished)
         out["t_s"] = self.now()
         out["uptime_s"] = time.monotonic() - self.t_boot
+        if self.kme is not None:
+            out.update(self.kme.stats())
         return out
 
     async def _http(self, method: str, path: str, query: dict, body: bytes):

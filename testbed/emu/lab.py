@@ -27,6 +27,7 @@ PEER_PORT = 7400  # agent <-> agent frames
 CONTROL_PORT = 7401  # agent control endpoint (HTTP)
 INJECTOR_PORT = 7402  # injector -> agents key material
 INJECTOR_CONTROL_PORT = 7403  # injector control endpoint (HTTP)
+KME_PORT = 8443  # a user node's ETSI GS QKD 014 API (HTTPS, mutual TLS), on the node's control address
 DEFAULT_UP_DURATION_S = 3600.0  # key-supply horizon of a testbed brought up without a recipe
 
 
@@ -72,6 +73,14 @@ class Lab:
     record_sends: bool
     schedules: list[tuple[list[float], list[int]]]  # per link: supply times (s) and units per end
     unit_bytes: list[int]
+    kme: bool = True  # user nodes run an ETSI GS QKD 014 KME (docs/etsi014.md)
+    insecure_http: bool = False  # KMEs serve plain HTTP (explicit opt-in, experiments only)
+
+    def kme_nodes(self) -> list[str]:
+        """The nodes that run a KME: every user node (SAE ID = node name)."""
+        if not self.kme:
+            return []
+        return [n for n in self.node_names if self.topology.nodes[n].role == "user"]
 
     def neighbours(self, node: str) -> list[str]:
         return self.topology.neighbours(node)
@@ -130,8 +139,13 @@ def name_octet(name: str, lo: int, hi: int) -> int:
     return lo + zlib.crc32(name.encode()) % (hi - lo + 1)
 
 
-def agent_configs(lab: Lab, plan: AddressPlan) -> tuple[dict[str, dict], dict]:
-    """Per-node agent configurations and the injector's, with fresh random link secrets."""
+def kme_url(lab: Lab, plan: AddressPlan, node: str) -> str:
+    return f"{'http' if lab.insecure_http else 'https'}://{plan.control_host[node]}:{KME_PORT}"
+
+
+def agent_configs(lab: Lab, plan: AddressPlan, kme_dir: str | None = None) -> tuple[dict[str, dict], dict]:
+    """Per-node agent configurations and the injector's, with fresh random link secrets. `kme_dir` is the testbed
+    folder holding the PKI (`pki/`) the KMEs serve from; without it no KME is configured."""
     psk = {l.index: secrets.token_hex(32) for l in lab.links}
     e2e_secret = secrets.token_hex(32)
     links_meta = [[l.a, l.b] for l in lab.links]
@@ -156,6 +170,11 @@ def agent_configs(lab: Lab, plan: AddressPlan) -> tuple[dict[str, dict], dict]:
             "ack": lab.ack, "seed": lab.seed, "sample_period_s": lab.sample_period_s,
             "record_sends": lab.record_sends, "shaped_links": plan.shaped_links, "e2e_secret": e2e_secret,
         }
+    kmes = lab.kme_nodes() if kme_dir is not None else []
+    sae_map = {n: n for n in kmes}  # in the testbed, SAE "U1" is served by KME "U1"
+    for n in kmes:
+        configs[n]["kme"] = {"host": plan.control_host[n], "port": KME_PORT, "dir": kme_dir, "sae_map": sae_map,
+                             "insecure_http": lab.insecure_http}
     injector = {
         "testbed": lab.name, "node_names": lab.node_names, "seed": lab.seed,
         "listen": plan.injector_listen, "port": INJECTOR_PORT,

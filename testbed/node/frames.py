@@ -30,9 +30,11 @@ PATH = 7  # RSVP reservation request src -> dst
 RESV = 8  # RSVP reservation commit dst -> src, hop by hop
 TEARDOWN = 9  # RSVP release of a reservation
 GROUP_KEY = 10  # group-key delivery from a group-key server to a member
+KEY_HANDOUT = 11  # emulator only: ETSI 014 key handout, master KME -> slave KME, end to end (JSON payload)
 
 KIND_NAMES = {DATA: "data", ACK: "ack", PAUSE: "pause", RESUME: "resume", ECN: "ecn", PROBE: "probe",
-              PROBE_REPLY: "probe_reply", PATH: "path", RESV: "resv", TEARDOWN: "teardown", GROUP_KEY: "group_key"}
+              PROBE_REPLY: "probe_reply", PATH: "path", RESV: "resv", TEARDOWN: "teardown", GROUP_KEY: "group_key",
+              KEY_HANDOUT: "key_handout"}
 KINDS = frozenset(KIND_NAMES)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ...errors import QkdbedError
-from ..lab import AddressPlan, Lab, agent_configs, control_url, write_configs
+from ..lab import AddressPlan, Lab, agent_configs, control_url, kme_url, write_configs
 from ..state import State
 
 
@@ -48,14 +48,42 @@ class Backend:
 
     # Shared helpers -----------------------------------------------------------------------------------------
     def write_configs(self, lab: Lab, plan: AddressPlan) -> dict[str, Path]:
-        configs, injector = agent_configs(lab, plan)
+        kme_dir = self.prepare_kmes(lab, plan)
+        configs, injector = agent_configs(lab, plan, kme_dir)
         paths = write_configs(self.state.config_dir, configs, injector)
         nodes = {n: {"control_url": control_url(plan.control_host[n]),
                      "addresses": sorted({plan.link_addr[(n, p)] for p in lab.neighbours(n)})}
                  for n in lab.node_names}
+        for n in (lab.kme_nodes() if kme_dir else []):
+            nodes[n]["kme_url"] = kme_url(lab, plan, n)
         self.state.update(nodes=nodes, node_names=lab.node_names,
                           injector_url=control_url(plan.injector_control, 7403))
         return paths
+
+    def prepare_kmes(self, lab: Lab, plan: AddressPlan) -> str | None:
+        """The ETSI 014 side of a testbed, in its state folder: the PKI (CA, a server certificate per KME for its
+        address, a client certificate per SAE) and `kme.json`. Returns the folder, or None when the testbed has
+        no KME (no user nodes, or KMEs switched off)."""
+        kmes = lab.kme_nodes()
+        if not kmes:
+            return None
+        import importlib.util
+
+        missing = [m for m in ("aiohttp", "cryptography") if importlib.util.find_spec(m) is None]
+        if missing:  # the emu extra is not installed: the testbed runs, without key delivery to applications
+            print(f"qkdbed: no ETSI 014 KMEs ({', '.join(missing)} not installed; pip install -e '.[emu]')",
+                  file=sys.stderr)
+            return None
+        d = self.state.dir
+        if not lab.insecure_http:
+            from ..etsi014.pki import ensure_testbed_pki
+
+            ensure_testbed_pki(d, {n: [plan.control_host[n], n] for n in kmes}, kmes)
+        from ..etsi014.pki import write_kme_json
+
+        write_kme_json(d, {n: kme_url(lab, plan, n) for n in kmes})
+        self.state.update(kme_dir=str(d), kme_insecure_http=lab.insecure_http)
+        return str(d)
 
 
 def agent_argv(config: Path, python: str | None = None) -> list[str]:

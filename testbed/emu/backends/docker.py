@@ -137,6 +137,9 @@ class DockerBackend(Backend):
         self.state.update(wiring=wiring, image=image)
         cfg_dir = str(self.state.config_dir)
         volumes = {cfg_dir: {"bind": cfg_dir, "mode": "ro"}}
+        if self.state.data.get("kme_dir") and not lab.insecure_http:  # the KMEs' certificates (testbed PKI)
+            pki = str(self.state.dir / "pki")
+            volumes[pki] = {"bind": pki, "mode": "ro"}
         python = "python3"
         env = {"PYTHONUNBUFFERED": "1"}
         if hostfs:

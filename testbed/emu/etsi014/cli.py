@@ -24,6 +24,31 @@ def default_testbed_dir() -> Path:
     return Path(os.environ.get(TESTBED_DIR_ENV) or DEFAULT_TESTBED_DIR)
 
 
+def resolve_testbed_dir(testbed_dir: Path | None, name: str | None) -> Path:
+    """Where the credentials and kme.json are: `--testbed-dir`; else the running testbed `--name` (its state
+    folder, written by `qkdbed up`); else $QKDBED_TESTBED_DIR; else the one running testbed that has KMEs; else
+    .qkdbed/testbed."""
+    from ..state import State, list_testbeds
+
+    if testbed_dir is not None:
+        return testbed_dir
+    if name:
+        st = State(name)
+        if not st.exists:
+            raise QkdbedError(f"testbed {name!r} is not up")
+        if not st.data.get("kme_dir"):
+            raise QkdbedError(f"testbed {name!r} has no ETSI 014 KMEs")
+        return Path(st.data["kme_dir"])
+    if os.environ.get(TESTBED_DIR_ENV):
+        return Path(os.environ[TESTBED_DIR_ENV])
+    running = [d for d in (State(n).data.get("kme_dir") for n in list_testbeds()) if d]
+    if len(running) == 1:
+        return Path(running[0])
+    if len(running) > 1:
+        raise QkdbedError(f"{len(running)} running testbeds have KMEs: name one with --name")
+    return DEFAULT_TESTBED_DIR
+
+
 def _client(testbed_dir: Path, sae: str, insecure_http: bool):
     from .client import Etsi014Client
     from .pki import read_kme_json
@@ -55,7 +80,9 @@ def _call(fn, *args, **kwargs):
 
 
 _testbed_opt = click.option("--testbed-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                            help=f"testbed folder (default: ${TESTBED_DIR_ENV} or {DEFAULT_TESTBED_DIR})")
+                            help=f"testbed folder with pki/ and kme.json (default: the running testbed --name, "
+                                 f"${TESTBED_DIR_ENV}, the only running testbed, or {DEFAULT_TESTBED_DIR})")
+_name_opt = click.option("--name", default=None, help="a running testbed (`qkdbed up --name`), by name")
 _insecure_opt = click.option("--insecure-http", is_flag=True,
                              help="allow a KME that serves plain HTTP (experiments only)")
 
@@ -76,10 +103,11 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the Key container as JSON")
 @click.option("--hex", "as_hex", is_flag=True, help="print keys in hex instead of base64")
 @_testbed_opt
+@_name_opt
 @_insecure_opt
-def get_cmd(src, dst, number, size_bits, check, as_json, as_hex, testbed_dir, insecure_http) -> None:
+def get_cmd(src, dst, number, size_bits, check, as_json, as_hex, testbed_dir, name, insecure_http) -> None:
     """enc_keys at FROM's KME for keys shared with TO; with --check (default) TO's KME returns the same keys."""
-    testbed_dir = testbed_dir or default_testbed_dir()
+    testbed_dir = resolve_testbed_dir(testbed_dir, name)
     master = _client(testbed_dir, src, insecure_http)
     container = _call(master.enc_keys, dst, number=number, size_bits=size_bits)
     if check:
@@ -104,10 +132,11 @@ def get_cmd(src, dst, number, size_bits, check, as_json, as_hex, testbed_dir, in
 @click.option("--to", "dst", required=True, help="slave SAE / node")
 @click.option("--json", "as_json", is_flag=True, help="print the Status object as JSON")
 @_testbed_opt
+@_name_opt
 @_insecure_opt
-def status_cmd(src, dst, as_json, testbed_dir, insecure_http) -> None:
+def status_cmd(src, dst, as_json, testbed_dir, name, insecure_http) -> None:
     """Status of the key supply from FROM to TO (stored keys, sizes, limits)."""
-    testbed_dir = testbed_dir or default_testbed_dir()
+    testbed_dir = resolve_testbed_dir(testbed_dir, name)
     st = _call(_client(testbed_dir, src, insecure_http).status, dst)
     if as_json:
         click.echo(json.dumps(st, indent=2))
