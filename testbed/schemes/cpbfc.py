@@ -12,7 +12,8 @@ paper (Alg. 2, Alg. 3, Eq. 4):
 - A port's per-flow share is its rate times the flow's weight over the total weight of its active flows (non-empty,
   not paused): Eq. 4's S/F_active·w/W read as one weighted fair share.
 - Backpressure: per-flow queue limit B = L/(|F|+1) (L the port's key storage, |F| its flows), pause threshold
-  PauseTh = RTT_1hop x upstream share (Eq. 4, in messages); PAUSE when |Q_f| >= B - PauseTh, RESUME when it falls
+  PauseTh = RTT_1hop x upstream share (Eq. 4, in messages; at the source the upstream is the application, fed at
+  the flow's pacing rate); PAUSE when |Q_f| >= B - PauseTh, RESUME when it falls
   below, each sent only on a state change; a new flow is paused at once when L/(|F|+1) <= PauseTh. At the source
   the same rule gates the application: offered messages wait outside the network. We also re-check resumes at key
   supply (B grows with L), which Alg. 3 leaves to the next dequeue.
@@ -165,8 +166,8 @@ class AutoCpbfc(Auto):
                 if not self._should_resume(node, port, flow.fid, qlen):
                     return 0, INF  # a dequeue or key supply re-evaluates
                 port.state.bp.paused_label.discard(flow.fid)
-            room = self._room(node, port, flow.fid, qlen)
             rate = min(cc.rate_bps, self.bp["source_cap_bps"])
+            room = self._room(node, port, flow.fid, qlen, rate)
             port.state.auto.a_flow[flow.fid] = rate / UNIT_BITS
             if rate <= 0:
                 return 0, INF
@@ -194,19 +195,23 @@ class AutoCpbfc(Auto):
             nxt = cc.next_t + gap
         return k, nxt
 
-    def _room(self, node, port, fid: int, qlen: int) -> int:
+    def _room(self, node, port, fid: int, qlen: int, up_bps: float | None = None) -> int:
         """Messages flow `fid` may still add to its queue at `port` before crossing B - PauseTh (Alg. 3)."""
-        B, th = self._limits(node, port, fid)
+        B, th = self._limits(node, port, fid, up_bps)
         return int(math.floor(B - th - qlen)) if B - th - qlen >= 1 else 0
 
-    def _limits(self, node, port, fid: int) -> tuple[float, float]:
-        n_flows = len(port.queues) + (0 if fid in port.queues else 1)
-        B = port.keys / n_flows  # L/(|F|+1) counting the flow itself among |F|+1 ... see module docstring
-        up = port.state.bp.up_share.get(fid)
-        if up is None:
-            up = self.share_bps(node, port, fid) if port.upstream.get(fid) is None else 0.0
-        th = self._rtt(node, port) * up / UNIT_BITS
-        return B, th
+    def _limits(self, node, port, fid: int, up_bps: float | None = None) -> tuple[float, float]:
+        """B = L/(|F|+1) (the +1 keeps room for a flow yet to come) and PauseTh = RTT x upstream share (Eq. 4).
+
+        The upstream share is the one the last probe carried; at the source, the upstream of its own queue is the
+        application, fed at the flow's pacing rate (`up_bps`)."""
+        B = port.keys / (len(port.queues) + 1)
+        if up_bps is None:
+            up_bps = port.state.bp.up_share.get(fid)
+            if up_bps is None:
+                flow = node.flows.get(fid) if port.upstream.get(fid) is None else None
+                up_bps = flow.cc.rate_bps if flow is not None else 0.0
+        return B, self._rtt(node, port) * up_bps / UNIT_BITS
 
     def _should_resume(self, node, port, fid: int, qlen: int) -> bool:
         B, th = self._limits(node, port, fid)
