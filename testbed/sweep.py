@@ -214,12 +214,17 @@ def collect_table(root: Path, jobs: list[dict[str, Any]]) -> list[dict[str, Any]
         metrics = json.loads((run_dir / "metrics.json").read_text())
         manifest = json.loads((run_dir / "manifest.json").read_text())
         fair = metrics.get("fairness", {}).get("all", {})
+        gk = metrics.get("group_keys") or {}
+        gk_cols = {f"gk_{k}": v for k, v in gk.items() if k not in ("plan", "servers")}
+        if gk:
+            gk_cols["gk_servers"] = " ".join(gk.get("servers", []))
         for f in metrics["flows"]:
             row = {"run": j["id"], "seed": j["seed"], "scheme": manifest.get("scheme"),
                    "profile": manifest.get("profile")}
-            row.update({k: v for k, v in j["point"].items()})
+            row.update({k: _short(v) if isinstance(v, (dict, list)) else v for k, v in j["point"].items()})
             row.update(f)
             row["jain_all"] = fair.get("jain")
+            row.update(gk_cols)  # a group-key run's service numbers, repeated on each of its flows' rows
             rows.append(row)
     keys: list[str] = []
     for r in rows:

@@ -94,16 +94,11 @@ class Lab:
 
 def lab_from_recipe(recipe: Recipe, name: str) -> Lab:
     """The lab for a recipe: same routes, schemes and key-supply schedules (same seeds) as the simulator."""
-    from ..sim.run import rng_for
+    from ..sim.run import link_schedules
 
     topo = recipe.topology
     schedules, unit_bytes = [], []
-    for i, link in enumerate(topo.links):
-        raw = link.key_supply if link.key_supply is not None else recipe.key_supply
-        where = topo.source if link.key_supply is not None else recipe.source
-        path = f"links[{i}].key_supply" if link.key_supply is not None else "key_supply"
-        spec = keysupply.parse_supply_spec(raw, where, path, recipe.base_dir)
-        sched = keysupply.build_schedule(spec, link, recipe.duration_s, rng_for(recipe.seed, f"link:{link.name}"))
+    for link, spec, sched in link_schedules(recipe):
         schedules.append((sched.times_s.tolist(), [int(u) for u in sched.units.tolist()]))
         unit_bytes.append(spec.unit_bytes)
     return Lab(

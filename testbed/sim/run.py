@@ -64,14 +64,24 @@ def build(recipe: Recipe) -> tuple[Simulator, dict[str, Node]]:
         return paths_cache[src][dst]
 
     sim = Simulator(nodes, delays, paths, log, recipe.duration_s, recipe.sample_period_s, recipe.record_sends)
+    for i, (link, spec, sched) in enumerate(link_schedules(recipe)):
+        sim.add_supply(i, link.a, link.b, sched.times_s, sched.units)
+    return sim, nodes
+
+
+def link_schedules(recipe: Recipe) -> list[tuple]:
+    """(link, supply spec, schedule) for every link, from the link's own model or the recipe's default, each
+    drawn from the link's own random stream: the simulator and the emulator's injector use exactly these."""
+    topo = recipe.topology
+    out = []
     for i, link in enumerate(topo.links):
         raw = link.key_supply if link.key_supply is not None else recipe.key_supply
         where = topo.source if link.key_supply is not None else recipe.source
         path = f"links[{i}].key_supply" if link.key_supply is not None else "key_supply"
         spec = keysupply.parse_supply_spec(raw, where, path, recipe.base_dir)
         sched = keysupply.build_schedule(spec, link, recipe.duration_s, rng_for(recipe.seed, f"link:{link.name}"))
-        sim.add_supply(i, link.a, link.b, sched.times_s, sched.units)
-    return sim, nodes
+        out.append((link, spec, sched))
+    return out
 
 
 def simulate(recipe: Recipe) -> SimResult:
