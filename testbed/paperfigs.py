@@ -292,6 +292,15 @@ def fig10_12(sw: Sweep, out: Path) -> dict[str, Any]:
                 "doe_min_after_all_start": float(doe_after.min()) if len(doe_after) else float("nan"),
                 "cliff_share": float(np.mean(doe < 0)) if len(doe) else float("nan")}
             res["storage"].setdefault(scheme, {})[prof] = float(ps["keys_bits"].mean() / 1e6)
+        # show the period when flows are active: after they finish the storage just refills and flattens the plot
+        t_end = max((f["active_to_s"] for f in job["metrics"]["flows"]), default=None)
+        if t_end:
+            x_hi = min(t_end + 20.0, job["manifest"]["simulated_s"])
+            for ax in a12:
+                ax.set_xlim(0, x_hi)
+            ys = [np.max(ln.get_ydata()[ln.get_xdata() <= x_hi], initial=0.0) for ln in a12[0].get_lines()]
+            a12[0].set_ylim(0, 1.1 * max(ys, default=1.0) or 1.0)
+            a12[1].set_ylim(-2.0, 15.0)
         a12[0].set_ylabel("Key storage R1->R2 (Mb)")
         a12[1].set_ylabel("DoE R1->R2")
         a12[1].axhline(0, color="k", lw=0.8, ls="--")
