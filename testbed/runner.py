@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from . import figures, metrics
 from .errors import QkdbedError
@@ -68,14 +67,6 @@ def run_recipe(recipe: Recipe, run_dir: Path, backend: str = "local") -> dict[st
         manifest["emu"] = emu
     write_manifest(run_dir, manifest)
     return manifest
-
-
-def is_suite(path: Path) -> bool:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "suite" in data
 
 
 def run_path(path: str | None, overrides: tuple[str, ...] = (), seed: int | None = None, output: str | None = None,

@@ -247,13 +247,5 @@ def collect_table(root: Path, jobs: list[dict[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
-def is_sweep(path: Path) -> bool:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "sweep" in data
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("use: qkdbed run RECIPE (a recipe with a sweep: section)")

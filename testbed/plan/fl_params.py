@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..errors import QkdbedError
+from ..schema import load_yaml
 from ..network import Link, Topology
 from ..schema import Reader
 
@@ -197,10 +197,7 @@ def load_params(path: str | Path, base: FLParams | None = None) -> FLParams:
     p = Path(path)
     if not p.is_file():
         raise QkdbedError(f"parameter file {str(p)!r}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise QkdbedError(f"{p}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(p)
     return params_from_dict(data, str(p), base)
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ..errors import QkdbedError
+from ..schema import load_yaml
 from ..network import Topology
 from ..schema import Reader
 
@@ -202,10 +202,7 @@ def load_requests(path: str | Path) -> RequestFile:
     p = Path(path)
     if not p.is_file():
         raise QkdbedError(f"request file {str(p)!r}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise QkdbedError(f"{p}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(p)
     return requests_from_dict(data, str(p))
 
 

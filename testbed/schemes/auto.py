@@ -162,14 +162,6 @@ class AutoRate:
             return sum(st.a_flow.values())
         return self.measured_a(st, tick)
 
-    def long_term_rate(self, st: PortAuto) -> float:
-        """λ̄ in messages/s: the units of every event after the first over the span of the recorded events."""
-        n = len(st.ev_t)
-        if n < 2:
-            return 0.0
-        span = st.ev_t[-1] - st.ev_t[0]
-        return (st.sum_amt - st.ev_amt[0]) / span if span > 0 else 0.0
-
     def decide(self, node, port, now: float, tick: bool = True) -> None:
         """One AUTO decision for `port` (Alg. 1 lines 8-11). The simulator's hottest function: plain floats."""
         st: PortAuto = port.state.auto
